@@ -1,0 +1,237 @@
+"""Everything the job writes: the history table, the current-segments table, the rejects table.
+
+Each output is changed by exactly one Delta commit per run, retried on Delta's concurrent-modification
+errors. A derived output records in its commit metadata the history version it reflects.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, TypeVar
+
+from delta.exceptions import (
+    ConcurrentAppendException,
+    ConcurrentDeleteDeleteException,
+    ConcurrentDeleteReadException,
+    ConcurrentTransactionException,
+    ConcurrentWriteException,
+    DeltaConcurrentModificationException,
+    MetadataChangedException,
+    ProtocolChangedException,
+)
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from rfm.plan import RunPlan, WrittenSnapshot
+from rfm.schema import HISTORY_CONSTRAINTS, PARTITION_COLUMN, REJECTS_SCHEMA, without_nullability
+
+log = logging.getLogger(__name__)
+
+Result = TypeVar("Result")
+
+CONFLICTS: tuple[type[Exception], ...] = (
+    DeltaConcurrentModificationException,
+    ConcurrentWriteException,
+    MetadataChangedException,
+    ProtocolChangedException,
+    ConcurrentAppendException,
+    ConcurrentDeleteReadException,
+    ConcurrentDeleteDeleteException,
+    ConcurrentTransactionException,
+)
+
+# Non-Spark readers (delta-rs and what builds on it) must read every version we write.
+READER_FRIENDLY = {"delta.enableDeletionVectors": "false"}
+# CHECK constraints set as properties at creation: the table and its constraints arrive in one commit.
+CONSTRAINT_PROPERTIES = {f"delta.constraints.{name}": condition for name, condition in HISTORY_CONSTRAINTS.items()}
+
+
+class WriteConflictError(RuntimeError):
+    """A commit kept losing to concurrent writers."""
+
+
+class OutputDriftError(RuntimeError):
+    """The existing history table was built with another schema or other definitions."""
+
+
+def table_ref(path: str) -> str:
+    """A path-based Delta table as a SQL identifier; backticks are doubled, so the path cannot end the quote."""
+    return "delta.`" + path.replace("`", "``") + "`"
+
+
+def with_commit_retries(action: Callable[[], Result], what: str, retries: int) -> Result:
+    """Run `action`, retrying on concurrent-modification conflicts with jittered backoff."""
+    for attempt in range(retries + 1):
+        try:
+            return action()
+        except CONFLICTS as exc:
+            if attempt == retries:
+                summary = str(exc).splitlines()[0][:300]
+                raise WriteConflictError(
+                    f"{what}: still conflicting with concurrent writers after {retries + 1} attempts ({summary})"
+                ) from exc
+            delay = min(30.0, 0.5 * 2**attempt) * (0.5 + random.random())
+            log.warning("%s: concurrent modification (attempt %d), retrying in %.1fs", what, attempt + 1, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def latest_version(spark: SparkSession, path: str) -> int:
+    return int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])  # type: ignore[index]
+
+
+def last_commit_metadata(spark: SparkSession, path: str) -> dict[str, Any]:
+    """userMetadata of the newest commit, as a dict ({} when absent or not JSON)."""
+    row = DeltaTable.forPath(spark, path).history(1).select("userMetadata").first()
+    try:
+        return dict(json.loads(row[0])) if row and row[0] else {}
+    except ValueError:
+        return {}
+
+
+@dataclass(frozen=True)
+class HistoryState:
+    """What the history table holds before this run."""
+
+    exists: bool
+    version: int | None = None
+    schema: T.StructType | None = None
+    properties: Mapping[str, str] = field(default_factory=dict)
+    written: Mapping[date, WrittenSnapshot] = field(default_factory=dict)
+
+
+def read_history_state(spark: SparkSession, path: str) -> HistoryState:
+    if not DeltaTable.isDeltaTable(spark, path):
+        return HistoryState(exists=False)
+    table = DeltaTable.forPath(spark, path)
+    version = int(table.history(1).select("version").first()[0])  # type: ignore[index]
+    detail = table.detail().select("properties").first()
+    history_df = spark.read.format("delta").option("versionAsOf", version).load(path)
+    rows = (
+        history_df.groupBy("snapshot_date")
+        .agg(F.max("cutoff_ts").alias("cutoff_ts"), F.bool_and("is_final").alias("is_final"))
+        .collect()
+    )
+    written = {r["snapshot_date"]: WrittenSnapshot(r["cutoff_ts"], r["is_final"]) for r in rows}
+    return HistoryState(True, version, history_df.schema, dict(detail[0] if detail else {}), written)
+
+
+def drift(state: HistoryState, expected_schema: T.StructType, definitions: Mapping[str, str]) -> list[str]:
+    """Differences between the existing table and what this run would write ([] when compatible)."""
+    if not state.exists or state.schema is None:
+        return []
+    differences = []
+    have, want = without_nullability(state.schema), without_nullability(expected_schema)
+    if have != want:
+        differences.append(f"schema is {_columns(have)}, this run writes {_columns(want)}")
+    for key, value in definitions.items():
+        stored = state.properties.get(key)
+        if stored != value:
+            differences.append(f"{key} is {stored!r} in the table, {value!r} in this configuration")
+    return differences
+
+
+def _columns(columns: list[tuple[str, str]]) -> str:
+    return "(" + ", ".join(f"{name} {dtype}" for name, dtype in columns) + ")"
+
+
+def ensure_history_table(spark: SparkSession, path: str, schema: T.StructType, properties: Mapping[str, str]) -> None:
+    """Create the table (with its constraints, in one commit) if missing; add any constraint an older table
+    lacks. Safe to repeat, and safe when two first runs race (the loser's commit conflicts and is retried)."""
+    builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema).partitionedBy(PARTITION_COLUMN)
+    for key, value in {**READER_FRIENDLY, **CONSTRAINT_PROPERTIES, **properties}.items():
+        builder = builder.property(key, value)
+    builder.execute()
+    ensure_constraints(spark, path)
+
+
+def ensure_constraints(spark: SparkSession, path: str) -> None:
+    detail = DeltaTable.forPath(spark, path).detail().select("properties").first()
+    existing = {k.removeprefix("delta.constraints.") for k in (detail[0] if detail else {})}
+    for name, condition in HISTORY_CONSTRAINTS.items():
+        if name.lower() not in existing:
+            # Names and conditions are constants of this module; only the path comes from configuration.
+            spark.sql(f"ALTER TABLE {table_ref(path)} ADD CONSTRAINT {name} CHECK ({condition})")
+
+
+def write_history(
+    history_df: DataFrame,
+    path: str,
+    plan: RunPlan,
+    *,
+    properties: Mapping[str, str],
+    commit_metadata: Mapping[str, Any],
+    rebuild: bool,
+) -> None:
+    """One commit replacing the plan's snapshots (or, for a full refresh, the whole table).
+
+    `rebuild` (a full refresh over a table of another schema or definition) replaces table and metadata in
+    one REPLACE TABLE AS SELECT commit; its constraints are then re-added.
+    """
+    metadata = json.dumps(commit_metadata, sort_keys=True, default=str)
+    if rebuild:
+        replacer = history_df.writeTo(table_ref(path)).using("delta").partitionedBy(F.col(PARTITION_COLUMN))
+        for key, value in {**READER_FRIENDLY, **CONSTRAINT_PROPERTIES, **properties}.items():
+            replacer = replacer.tableProperty(key, value)
+        history_df.sparkSession.conf.set("spark.databricks.delta.commitInfo.userMetadata", metadata)
+        try:
+            replacer.createOrReplace()
+        finally:
+            history_df.sparkSession.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
+        ensure_constraints(history_df.sparkSession, path)
+        return
+    writer = history_df.write.format("delta").mode("overwrite").option("userMetadata", metadata)
+    if not plan.replaces_whole_table:
+        dates = ", ".join(f"DATE'{d.isoformat()}'" for d in plan.snapshot_dates)
+        writer = writer.option("replaceWhere", f"{PARTITION_COLUMN} IN ({dates})")
+    writer.save(path)
+
+
+def refresh_current(spark: SparkSession, history_path: str, current_path: str) -> int:
+    """Replace the current-segments table with the newest snapshot of the newest history version."""
+    version = latest_version(spark, history_path)
+    history_df = spark.read.format("delta").option("versionAsOf", version).load(history_path)
+    newest = history_df.agg(F.max(PARTITION_COLUMN)).first()[0]  # type: ignore[index]
+    metadata = json.dumps({"history_version": version, "snapshot_date": str(newest)}, sort_keys=True)
+    (
+        history_df.where(F.col(PARTITION_COLUMN) == F.lit(newest))
+        .write.format("delta")
+        .mode("overwrite")
+        .option("overwriteSchema", "true")
+        .option("userMetadata", metadata)
+        .option("delta.enableDeletionVectors", "false")
+        .save(current_path)
+    )
+    return version
+
+
+def current_is_stale(spark: SparkSession, history_path: str, current_path: str) -> bool:
+    if not DeltaTable.isDeltaTable(spark, history_path):
+        return False
+    if not DeltaTable.isDeltaTable(spark, current_path):
+        return True
+    reflected = last_commit_metadata(spark, current_path).get("history_version")
+    return reflected != latest_version(spark, history_path)
+
+
+def append_rejects(spark: SparkSession, rejects_df: DataFrame, path: str, commit_metadata: Mapping[str, Any]) -> None:
+    """Append this run's rejected rows (blind appends never conflict with each other)."""
+    builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(REJECTS_SCHEMA)
+    for key, value in READER_FRIENDLY.items():
+        builder = builder.property(key, value)
+    builder.execute()
+    (
+        rejects_df.select(*REJECTS_SCHEMA.fieldNames())
+        .write.format("delta")
+        .mode("append")
+        .option("userMetadata", json.dumps(commit_metadata, sort_keys=True, default=str))
+        .save(path)
+    )

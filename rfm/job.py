@@ -1,0 +1,203 @@
+"""One run of the job, in order: config -> source schema -> history state -> validation -> plan -> compute
+-> write history -> refresh current. Spark and the config come in; nothing here parses arguments."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from rfm import delta_io
+from rfm.config import JobConfig
+from rfm.faults import crash_point
+from rfm.pipeline import build_history
+from rfm.plan import GuardError, RunPlan, RunRequest, build_plan, refuse_unfinalising
+from rfm.quality import DUPLICATE, VALID, filter_rejected, filter_valid, with_outcome
+from rfm.schema import history_schema
+from rfm.source import conform_payments, inspect_source, read_source, source_version
+from rfm.summary import RunSummary
+
+log = logging.getLogger(__name__)
+
+
+class InputDataError(ValueError):
+    """The input cannot be used: empty, or more rejected rows than the configured ratio allows."""
+
+
+def project_version() -> str:
+    try:
+        return version("rfm-history")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class ValidationCounts:
+    input_rows: int
+    valid_rows: int
+    duplicates: int
+    rejects_by_reason: dict[str, int]
+
+    @property
+    def rejected_rows(self) -> int:
+        return sum(self.rejects_by_reason.values())
+
+
+def count_outcomes(outcome_df: DataFrame) -> ValidationCounts:
+    counts = {r["outcome"]: int(r["count"]) for r in outcome_df.groupBy("outcome").count().collect()}
+    valid, duplicates = counts.pop(VALID, 0), counts.pop(DUPLICATE, 0)
+    rejected = dict(sorted(counts.items()))
+    return ValidationCounts(valid + duplicates + sum(rejected.values()), valid, duplicates, rejected)
+
+
+def run_job(
+    spark: SparkSession,
+    config: JobConfig,
+    request: RunRequest,
+    summary: RunSummary,
+    *,
+    dry_run: bool = False,
+) -> RunPlan:
+    """Run the job; fills `summary` as it goes, so a failure still reports what was done."""
+    out = config.output
+    summary.as_of = request.as_of.isoformat()
+    started_at = datetime.now(UTC)
+
+    with summary.phase("inspect"):
+        raw_df = read_source(spark, config.source)
+        info = inspect_source(raw_df, config.source, config.scoring.money_scale)
+        summary.source_version = source_version(spark, config.source)
+        expected_schema = history_schema(info.user_id_type, info.money_scale)
+        properties = {**config.definitions(), "rfm.money_scale": str(info.money_scale)}
+        state = delta_io.read_history_state(spark, out.history_path)
+        differences = delta_io.drift(state, expected_schema, properties)
+        if differences and not request.full_refresh:
+            raise delta_io.OutputDriftError(
+                f"history table {out.history_path} was built differently: {'; '.join(differences)}. "
+                "Run with --full-refresh to rebuild it under this configuration."
+            )
+        if not dry_run and delta_io.current_is_stale(spark, out.history_path, out.current_path):
+            log.info("current-segments table is behind the history table; refreshing it first")
+            _refresh_current(spark, config)
+
+    with summary.phase("validate"):
+        conformed_df = conform_payments(raw_df, config.source, info, config.periods.timezone)
+        outcome_df = with_outcome(conformed_df, config.quality.allow_negative_amounts).persist(
+            StorageLevel.MEMORY_AND_DISK
+        )
+        counts = count_outcomes(outcome_df)
+        summary.input_rows, summary.valid_rows = counts.input_rows, counts.valid_rows
+        summary.duplicates_collapsed, summary.rejected_rows = counts.duplicates, counts.rejected_rows
+        summary.rejects_by_reason = counts.rejects_by_reason
+        if counts.input_rows == 0:
+            raise InputDataError(f"the source has no rows ({config.source.path or config.source.table})")
+        if counts.rejected_rows and not dry_run:
+            run_columns = {"run_id": summary.run_id, "as_of": request.as_of, "run_started_at": started_at}
+            rejects_df = filter_rejected(outcome_df).select(
+                "*", *[F.lit(value).alias(name) for name, value in run_columns.items()]
+            )
+            delta_io.append_rejects(spark, rejects_df, out.rejects_path, {"run_id": summary.run_id})
+        ratio = counts.rejected_rows / counts.input_rows
+        if ratio > config.quality.max_reject_ratio:
+            raise InputDataError(
+                f"{counts.rejected_rows} of {counts.input_rows} rows rejected ({ratio:.2%}), more than "
+                f"quality.max_reject_ratio {config.quality.max_reject_ratio:.2%}: {counts.rejects_by_reason}; "
+                f"see {out.rejects_path}"
+            )
+        valid_df = filter_valid(outcome_df)
+        crash_point("after_validation")
+
+    with summary.phase("plan"):
+        earliest = None
+        if request.full_refresh or not state.written:
+            visible_df = valid_df.where(F.col("payment_date") < F.lit(request.as_of))
+            earliest = visible_df.agg(F.min("payment_date")).first()[0]  # type: ignore[index]
+        plan = build_plan(
+            request,
+            grain=config.periods.grain,
+            timezone=config.periods.timezone,
+            periods_start=config.periods.start,
+            earliest_payment=earliest,
+            written=state.written,
+        )
+        summary.mode = plan.mode.value
+        for line in plan.describe():
+            log.info("plan: %s", line)
+    if dry_run:
+        outcome_df.unpersist()
+        return plan
+
+    with summary.phase("write_history"):
+        history_df = build_history(
+            valid_df,
+            plan,
+            grain=config.periods.grain,
+            timezone=config.periods.timezone,
+            money_scale=info.money_scale,
+            thresholds=config.scoring.thresholds,
+            segment_by_cell=config.scoring.segment_by_cell(),
+        )
+        metadata = {
+            "run_id": summary.run_id,
+            "as_of": request.as_of.isoformat(),
+            "mode": plan.mode.value,
+            "project_version": project_version(),
+            "source_version": summary.source_version,
+            "snapshots": [d.isoformat() for d in plan.snapshot_dates],
+        }
+        rebuild = bool(differences) and state.exists
+
+        def commit_history() -> None:
+            if not rebuild:
+                delta_io.ensure_history_table(spark, out.history_path, expected_schema, properties)
+                # Another run may have finalised one of our snapshots since we planned.
+                refuse_unfinalising(plan.snapshots, delta_io.read_history_state(spark, out.history_path).written)
+            crash_point("before_history_commit")
+            delta_io.write_history(
+                history_df, out.history_path, plan, properties=properties, commit_metadata=metadata, rebuild=rebuild
+            )
+
+        delta_io.with_commit_retries(commit_history, "history commit", out.commit_retries)
+        summary.snapshots_written = [d.isoformat() for d in plan.snapshot_dates]
+        summary.history_version, summary.rows_written = _our_commit(spark, out.history_path, summary.run_id)
+        crash_point("after_history_commit")
+
+    with summary.phase("write_current"):
+        summary.current_history_version = _refresh_current(spark, config)
+        crash_point("after_current_commit")
+    outcome_df.unpersist()
+    return plan
+
+
+def _refresh_current(spark: SparkSession, config: JobConfig) -> int:
+    out = config.output
+    return delta_io.with_commit_retries(
+        lambda: delta_io.refresh_current(spark, out.history_path, out.current_path),
+        "current-segments commit",
+        out.commit_retries,
+    )
+
+
+def _our_commit(spark: SparkSession, path: str, run_id: str) -> tuple[int | None, int | None]:
+    """Version and output row count of this run's history commit (found by run_id among recent commits)."""
+    from delta.tables import DeltaTable
+
+    recent = DeltaTable.forPath(spark, path).history(20).select("version", "userMetadata", "operationMetrics")
+    for row in recent.collect():
+        if row["userMetadata"] and run_id in row["userMetadata"]:
+            rows = (row["operationMetrics"] or {}).get("numOutputRows")
+            return int(row["version"]), int(rows) if rows is not None else None
+    return None, None
+
+
+__all__ = ["GuardError", "InputDataError", "run_job"]
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex
