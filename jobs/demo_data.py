@@ -43,7 +43,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import reduce
 from pathlib import Path
@@ -148,7 +148,7 @@ def _purchase_days(rng: random.Random, b: Behaviour, start: date, end: date) -> 
 
 def _timestamp(rng: random.Random, day: date) -> datetime:
     hour = rng.choices(HOURS, weights=HOUR_WEIGHT)[0]
-    return datetime(day.year, day.month, day.day, hour, rng.randrange(60), rng.randrange(60), tzinfo=timezone.utc)
+    return datetime(day.year, day.month, day.day, hour, rng.randrange(60), rng.randrange(60), tzinfo=UTC)
 
 
 def _amount(rng: random.Random, typical: float, sigma: float) -> Decimal:

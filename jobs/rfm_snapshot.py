@@ -18,7 +18,7 @@ from rfm.config import ConfigError, JobConfig, load_config
 from rfm.delta_io import OutputDriftError, WriteConflictError
 from rfm.job import InputDataError, new_run_id, run_job
 from rfm.periods import parse_as_of
-from rfm.plan import GuardError, NoPaymentsError, PlanError, RunRequest
+from rfm.plan import GuardError, NoPaymentsError, PlanError, RunRequest, check_request
 from rfm.session import build_session
 from rfm.source import SourceSchemaError
 from rfm.summary import RunSummary
@@ -37,13 +37,13 @@ class UsageError(ValueError):
     pass
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(message)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="rfm-snapshot", description="Compute RFM segment snapshots into a Delta history table.")
+    parser = Parser(prog="rfm-snapshot", description="Compute RFM segment snapshots into a Delta history table.")
     parser.add_argument("--config", required=True, metavar="FILE", help="YAML configuration file")
     parser.add_argument(
         "--as-of",
@@ -92,6 +92,7 @@ def _run(argv: list[str], summary: RunSummary, run_started: datetime) -> int:
         timezone = config.periods.timezone
         as_of = parse_as_of(args.as_of, timezone) if args.as_of else run_started
         request = RunRequest(as_of, args.full_refresh, args.date_from, args.date_to)
+        check_request(request, grain=config.periods.grain, timezone=timezone)
     except (UsageError, ConfigError, ValueError) as exc:
         return _fail(summary, EXIT_USAGE, f"rfm-snapshot: error: {exc}")
     log.info("configuration %s: %s", args.config, config.model_dump_json())

@@ -29,7 +29,7 @@ DEFAULT_SEGMENTS: dict[str, tuple[str, ...]] = {
     "Hibernating": ("2,1", "2,2", "1,1", "1,2"),
 }
 
-_IDENTIFIER_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_IDENTIFIER_PART = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CELL = re.compile(r"^\s*([1-5])\s*,\s*([1-5])\s*$")
 
 
@@ -46,13 +46,13 @@ def _check_table_name(name: str | None) -> str | None:
     if name is None:
         return None
     parts = name.split(".")
-    if not 1 <= len(parts) <= 3 or not all(_IDENTIFIER_PART.match(part) for part in parts):
+    if not 1 <= len(parts) <= 3 or not all(_IDENTIFIER_PART.fullmatch(part) for part in parts):
         raise ValueError(f"{name!r} is not a table name of the form [catalog.][schema.]table (letters, digits, _)")
     return name
 
 
 def _absolute(path: str | None) -> str | None:
-    if path is None or "://" in path or path.startswith("dbfs:"):
+    if path is None or re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", path):  # a URI (s3://, dbfs:, file:) stays as is
         return path
     return str(Path(path).expanduser().resolve())
 
@@ -104,6 +104,13 @@ class ScoringConfig(_Section):
     # Float amounts are cast to DECIMAL(38, money_scale) before summing; decimal input keeps its own scale.
     money_scale: Annotated[int, Field(ge=0, le=18)] = 6
 
+    @field_validator("thresholds", mode="before")
+    @classmethod
+    def _four_values(cls, value: Any) -> Any:
+        if isinstance(value, (list, tuple)) and len(value) != 4:
+            raise ValueError(f"must be exactly four values, got {len(value)}")
+        return value
+
     @field_validator("thresholds")
     @classmethod
     def _ascending_in_unit_interval(cls, value: tuple[float, ...]) -> tuple[float, ...]:
@@ -149,6 +156,13 @@ class OutputConfig(_Section):
     commit_retries: Annotated[int, Field(ge=0, le=20)] = 5
 
     _absolute_paths = field_validator("history_path", "current_path", "rejects_path")(_absolute)
+
+    @model_validator(mode="after")
+    def _distinct_paths(self) -> OutputConfig:
+        paths = [self.history_path, self.current_path, self.rejects_path]
+        if len(set(paths)) != len(paths):
+            raise ValueError("history_path, current_path and rejects_path must be three different tables")
+        return self
 
 
 class QualityConfig(_Section):
@@ -214,8 +228,13 @@ def load_config(path: str | Path) -> JobConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read configuration file {str(path)!r}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
     return parse_config(raw, origin=str(path))

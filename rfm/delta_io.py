@@ -12,7 +12,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
 from delta.exceptions import (
@@ -36,6 +36,7 @@ from rfm.schema import HISTORY_CONSTRAINTS, PARTITION_COLUMN, REJECTS_SCHEMA, wi
 log = logging.getLogger(__name__)
 
 Result = TypeVar("Result")
+EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
 
 CONFLICTS: tuple[type[Exception], ...] = (
     DeltaConcurrentModificationException,
@@ -84,6 +85,11 @@ def with_commit_retries(action: Callable[[], Result], what: str, retries: int) -
     raise AssertionError("unreachable")
 
 
+def from_micros(micros: int) -> datetime:
+    """An instant read from Spark as unix micros: collect() would give a naive local-time datetime."""
+    return EPOCH_UTC + timedelta(microseconds=micros)
+
+
 def latest_version(spark: SparkSession, path: str) -> int:
     return int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])  # type: ignore[index]
 
@@ -117,10 +123,10 @@ def read_history_state(spark: SparkSession, path: str) -> HistoryState:
     history_df = spark.read.format("delta").option("versionAsOf", version).load(path)
     rows = (
         history_df.groupBy("snapshot_date")
-        .agg(F.max("cutoff_ts").alias("cutoff_ts"), F.bool_and("is_final").alias("is_final"))
+        .agg(F.unix_micros(F.max("cutoff_ts")).alias("cutoff_micros"), F.bool_and("is_final").alias("is_final"))
         .collect()
     )
-    written = {r["snapshot_date"]: WrittenSnapshot(r["cutoff_ts"], r["is_final"]) for r in rows}
+    written = {r["snapshot_date"]: WrittenSnapshot(from_micros(r["cutoff_micros"]), r["is_final"]) for r in rows}
     return HistoryState(True, version, history_df.schema, dict(detail[0] if detail else {}), written)
 
 
@@ -201,15 +207,20 @@ def refresh_current(spark: SparkSession, history_path: str, current_path: str) -
     history_df = spark.read.format("delta").option("versionAsOf", version).load(history_path)
     newest = history_df.agg(F.max(PARTITION_COLUMN)).first()[0]  # type: ignore[index]
     metadata = json.dumps({"history_version": version, "snapshot_date": str(newest)}, sort_keys=True)
-    (
+    builder = DeltaTable.createIfNotExists(spark).location(current_path).addColumns(history_df.schema)
+    for key, value in READER_FRIENDLY.items():
+        builder = builder.property(key, value)
+    builder.execute()
+    current_schema = spark.read.format("delta").load(current_path).schema
+    writer = (
         history_df.where(F.col(PARTITION_COLUMN) == F.lit(newest))
         .write.format("delta")
         .mode("overwrite")
-        .option("overwriteSchema", "true")
         .option("userMetadata", metadata)
-        .option("delta.enableDeletionVectors", "false")
-        .save(current_path)
     )
+    if without_nullability(current_schema) != without_nullability(history_df.schema):
+        writer = writer.option("overwriteSchema", "true")  # the history was rebuilt under a new schema
+    writer.save(current_path)
     return version
 
 

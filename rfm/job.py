@@ -117,7 +117,8 @@ def run_job(
         earliest = None
         if request.full_refresh or not state.written:
             visible_df = valid_df.where(F.col("payment_date") < F.lit(request.as_of))
-            earliest = visible_df.agg(F.min("payment_date")).first()[0]  # type: ignore[index]
+            micros = visible_df.agg(F.unix_micros(F.min("payment_date"))).first()[0]  # type: ignore[index]
+            earliest = None if micros is None else delta_io.from_micros(micros)
         plan = build_plan(
             request,
             grain=config.periods.grain,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
-from enum import Enum
+from enum import StrEnum
 
 from rfm.periods import local_day_of, period_bounds, period_index, snapshot_date
 
@@ -22,7 +22,7 @@ class GuardError(ValueError):
     """The request would move the history backwards; refused (SPEC §3.3 guards)."""
 
 
-class Mode(str, Enum):
+class Mode(StrEnum):
     FULL = "full"  # first run or --full-refresh: every period, the whole table replaced
     RANGE = "range"  # --from/--to: a repair or backfill of chosen snapshots
     SCHEDULED = "scheduled"  # the open period plus closed periods not yet final
@@ -136,6 +136,12 @@ def build_plan(
     snapshots = tuple(snapshot_for(i, grain, timezone, as_of) for i in range(first, last + 1))
     refuse_unfinalising(snapshots, written)
     return RunPlan(mode, as_of, snapshots)
+
+
+def check_request(request: RunRequest, *, grain: str, timezone: str) -> None:
+    """The checks that need no data (run before Spark starts): a --from/--to range must hold a snapshot."""
+    if request.date_from is not None:
+        _range_indexes(request, grain, period_index(local_day_of(request.as_of, timezone), grain))
 
 
 def _range_indexes(request: RunRequest, grain: str, open_index: int) -> tuple[int, int]:

@@ -69,8 +69,8 @@ def test_monthly_history_carries_users_forward_with_ties_boundaries_and_open_per
     expected = [
         # January: u1 alone -> every percentile 0.0 -> (1, 1, 1) Hibernating; 2024-01-10 -> 02-01 is 22 days.
         (jan, jan_cut, True, "u1", utc(2024, 1, 10), 22.0, 1, d("10.00"), 0.0, 0.0, 0.0, 1, 1, 1, "Hibernating"),
-        # February (29 days in 2024): recency u1 29 (rank 1), u2 14.5 (2), u4 10 (3) -> 0, .5, 1; frequency u2 = u4 = 1 tie at
-        # rank 1 -> 0.0, u1 -> 1.0; monetary u1 = u4 = 15 tie -> 0.0, u2 -> 1.0.
+        # February (29 days in 2024): recency u1 29 (rank 1), u2 14.5 (2), u4 10 (3) -> 0, .5, 1;
+        # frequency u2 = u4 = 1 tie at rank 1 -> 0.0, u1 -> 1.0; monetary u1 = u4 = 15 tie -> 0.0, u2 -> 1.0.
         (feb, feb_cut, True, "u1", utc(2024, 2, 1), 29.0, 2, d("15.00"), 0.0, 1.0, 0.0, 1, 5, 1, "Cannot Lose Them"),
         (feb, feb_cut, True, "u2", utc(2024, 2, 15, 12), 14.5, 1, d("20.00"), 0.5, 0.0, 1.0, 3, 1, 5, "About to Sleep"),
         (feb, feb_cut, True, "u4", utc(2024, 2, 20), 10.0, 1, d("15.00"), 1.0, 0.0, 0.0, 5, 1, 1, "New Customers"),
