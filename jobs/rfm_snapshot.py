@@ -124,19 +124,7 @@ def _execute(config: JobConfig, request: RunRequest, args: argparse.Namespace, s
         print("\n".join(plan.describe()), flush=True)
     else:
         summary.status = "succeeded"
-        log.info(
-            "wrote %d snapshot(s) (%s .. %s), %s rows, history version %s; %s input rows, %s duplicates "
-            "collapsed, %s rejected %s",
-            len(summary.snapshots_written),
-            summary.snapshots_written[0],
-            summary.snapshots_written[-1],
-            summary.rows_written,
-            summary.history_version,
-            summary.input_rows,
-            summary.duplicates_collapsed,
-            summary.rejected_rows,
-            summary.rejects_by_reason or "",
-        )
+        log.info("summary\n%s", summary.readable())
     summary.exit_code = EXIT_OK
     return EXIT_OK
 

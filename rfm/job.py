@@ -67,6 +67,7 @@ def run_job(
     """Run the job; fills `summary` as it goes, so a failure still reports what was done."""
     out = config.output
     summary.as_of = request.as_of.isoformat()
+    summary.tables = {"history": out.history_path, "current": out.current_path, "rejects": out.rejects_path}
     started_at = datetime.now(UTC)
 
     with summary.phase("inspect"):
@@ -172,6 +173,10 @@ def run_job(
     with summary.phase("write_current"):
         summary.current_history_version = _refresh_current(spark, config)
         crash_point("after_current_commit")
+        current_df = spark.read.format("delta").load(out.current_path)
+        by_segment = current_df.groupBy("snapshot_date", "rfm_segment").count().collect()
+        summary.newest_snapshot = str(by_segment[0]["snapshot_date"]) if by_segment else None
+        summary.users_by_segment = {r["rfm_segment"]: int(r["count"]) for r in by_segment}
     outcome_df.unpersist()
     return plan
 
