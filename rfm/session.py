@@ -47,7 +47,9 @@ def build_session(
         builder = SparkSession.builder.appName(app_name)
         if master is not None:
             builder = builder.master(master)
-        for key, value in {**DELTA_CONF, **LOCAL_CONF, **dict(extra_conf or {})}.items():
+        # Small-machine settings only for local masters; under spark-submit the cluster's own settings stand.
+        local = LOCAL_CONF if master is not None and master.startswith("local") else {}
+        for key, value in {**DELTA_CONF, **local, **dict(extra_conf or {})}.items():
             builder = builder.config(key, value)
         spark = configure_spark_with_delta_pip(builder).getOrCreate()
     # Every timestamp is an instant; the configured time zone is applied explicitly by the transforms.
