@@ -1,7 +1,9 @@
 """Validation (SPEC §2.1): every conformed row gets an outcome; nothing is silently dropped or kept.
 
 Order: the first null column, then values that did not parse, then negative amounts; among the rows left,
-exact duplicates collapse to one and payment_ids whose copies disagree are rejected, every copy.
+a payment_id whose copies disagree has every copy rejected (exact copies of one version included: we cannot
+tell which version is right, and the rejects table must show all the evidence); otherwise exact duplicates
+collapse to one.
 """
 
 from __future__ import annotations
@@ -52,8 +54,8 @@ def with_outcome(conformed_df: DataFrame, allow_negative_amounts: bool) -> DataF
         .withColumn(
             "outcome",
             F.when(~is_clean, F.col("_reason"))
-            .when(~F.col("_is_first_copy"), F.lit(DUPLICATE))
             .when(F.col("_versions") > 1, F.lit(CONFLICTING_DUPLICATE))
+            .when(~F.col("_is_first_copy"), F.lit(DUPLICATE))
             .otherwise(F.lit(VALID)),
         )
         .drop("_reason", "_is_first_copy", "_versions")

@@ -12,8 +12,7 @@ Input is assumed clean (SPEC 2.1 validation already applied): no nulls, no dupli
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime, time, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from pyspark.sql import DataFrame, SparkSession
@@ -62,7 +61,7 @@ OUTPUT_COLUMNS = [
     "rfm_segment",
 ]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -99,7 +98,7 @@ def _local_midnight(day: date, tz: ZoneInfo) -> datetime:
     zoneinfo with fold=0 gives exactly the SPEC 3.2 rule for wall-clock times: a skipped time moves forward
     (to the instant of the DST jump), a repeated time takes the earlier offset.
     """
-    return datetime.combine(day, time(0, 0), tzinfo=tz).astimezone(dt_timezone.utc)
+    return datetime.combine(day, time(0, 0), tzinfo=tz).astimezone(UTC)
 
 
 def _require_aware(name: str, value: datetime) -> None:
@@ -124,7 +123,7 @@ def reference_calendar(
         raise ValueError(f"unknown grain {grain!r}; expected one of {GRAINS}")
     _require_aware("as_of", as_of)
     tz = ZoneInfo(timezone)
-    as_of_utc = as_of.astimezone(dt_timezone.utc)
+    as_of_utc = as_of.astimezone(UTC)
 
     if periods_start is not None:
         first_day = periods_start

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -50,8 +50,8 @@ def test_ids_are_well_formed_and_payment_ids_unique(payments: list[Payment]) -> 
 
 
 def test_dates_are_utc_and_within_range(payments: list[Payment]) -> None:
-    lowest = datetime(START.year, START.month, START.day, tzinfo=timezone.utc)
-    beyond = datetime(END.year, END.month, END.day, tzinfo=timezone.utc) + timedelta(days=1)
+    lowest = datetime(START.year, START.month, START.day, tzinfo=UTC)
+    beyond = datetime(END.year, END.month, END.day, tzinfo=UTC) + timedelta(days=1)
     dates = [paid_at for _, _, paid_at, _ in payments]
     assert all(paid_at.utcoffset() == timedelta(0) for paid_at in dates)
     assert lowest <= min(dates) and max(dates) < beyond

@@ -44,7 +44,7 @@ def test_each_row_gets_the_first_reason_that_applies(spark: SparkSession) -> Non
         ("u1", "p2", TS, 1.0),  # exact duplicate: collapsed, not rejected
         ("u2", "p3", TS, 5.0),  # conflicting: same payment_id, other amount -> both copies rejected
         ("u2", "p3", TS, 6.0),
-        ("u2", "p3", TS, 6.0),  # ...and an exact copy of one of them collapses first
+        ("u2", "p3", TS, 6.0),  # ...and an exact copy of one of them is a copy too: rejected
         (None, "p4", None, -1.0),  # null user_id wins over null payment_date and negative amount
         ("u3", None, TS, 1.0),
         ("u3", "p6", None, 1.0),
@@ -66,7 +66,7 @@ def test_each_row_gets_the_first_reason_that_applies(spark: SparkSession) -> Non
             ("p2", "1.0", "duplicate"),
             ("p3", "5.0", "conflicting_duplicate"),
             ("p3", "6.0", "conflicting_duplicate"),
-            ("p3", "6.0", "duplicate"),
+            ("p3", "6.0", "conflicting_duplicate"),
             ("p4", "-1.0", "null_user_id"),
             ("-", "1.0", "null_payment_id"),
             ("p6", "1.0", "null_payment_date"),

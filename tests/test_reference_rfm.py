@@ -5,7 +5,7 @@ Every expected number below is derived in the comments next to it, not copied fr
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -26,7 +26,6 @@ from pyspark.sql.types import (
 )
 from reference_rfm import OUTPUT_COLUMNS, reference_calendar, reference_history
 
-UTC = timezone.utc
 NY = ZoneInfo("America/New_York")
 
 
