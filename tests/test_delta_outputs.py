@@ -222,3 +222,18 @@ def test_forgetting_users_removes_them_from_every_table(spark: SparkSession, tmp
     for path in (out.history_path, out.current_path, out.rejects_path):
         assert table(spark, path).where("user_id = 'b'").count() == 0
     assert {r["user_id"] for r in table(spark, out.current_path).collect()} == {"a", "c"}
+
+
+def test_a_dry_run_plans_but_writes_nothing(spark: SparkSession, tmp_path: Path) -> None:
+    write_payments(spark, tmp_path, [*PAYMENTS, ("e", None, utc(2024, 3, 1), Decimal("1.00"))])
+    config = make_config(tmp_path, quality={"max_reject_ratio": 0.5})
+    summary = RunSummary(run_id=new_run_id())
+    plan = run_job(spark, config, RunRequest(utc(2024, 3, 15)), summary, dry_run=True)
+    assert plan.describe()[1:] == [
+        "  2024-01-31  cutoff_ts=2024-02-01T00:00:00+00:00  final",
+        "  2024-02-29  cutoff_ts=2024-03-01T00:00:00+00:00  final",
+        "  2024-03-31  cutoff_ts=2024-03-15T00:00:00+00:00  open",
+    ]
+    assert summary.rejects_by_reason == {"null_payment_id": 1}
+    out = config.output
+    assert not any(Path(p).exists() for p in (out.history_path, out.current_path, out.rejects_path))
