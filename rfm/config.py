@@ -141,8 +141,8 @@ class ScoringConfig(_Section):
     def segment_by_cell(self) -> dict[tuple[int, int], str]:
         """(recency_score, frequency_score) -> segment name."""
         cells: dict[tuple[int, int], str] = {}
-        for name, names_cells in self.segments.items():
-            for cell in names_cells:
+        for name, segment_cells in self.segments.items():
+            for cell in segment_cells:
                 match = _CELL.match(cell)
                 assert match is not None  # validated above
                 cells[(int(match[1]), int(match[2]))] = name

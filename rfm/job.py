@@ -17,7 +17,7 @@ from rfm import delta_io
 from rfm.config import JobConfig
 from rfm.faults import crash_point
 from rfm.pipeline import build_history
-from rfm.plan import GuardError, RunPlan, RunRequest, build_plan, refuse_unfinalising
+from rfm.plan import RunPlan, RunRequest, build_plan, refuse_unfinalising
 from rfm.quality import DUPLICATE, VALID, filter_rejected, filter_valid, with_outcome
 from rfm.schema import history_schema
 from rfm.source import conform_payments, inspect_source, read_source, source_version
@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 
 class InputDataError(ValueError):
     """The input cannot be used: empty, or more rejected rows than the configured ratio allows."""
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex
 
 
 def project_version() -> str:
@@ -200,10 +204,3 @@ def _our_commit(spark: SparkSession, path: str, run_id: str) -> tuple[int | None
             rows = (row["operationMetrics"] or {}).get("numOutputRows")
             return int(row["version"]), int(rows) if rows is not None else None
     return None, None
-
-
-__all__ = ["GuardError", "InputDataError", "run_job"]
-
-
-def new_run_id() -> str:
-    return uuid.uuid4().hex
