@@ -145,3 +145,24 @@ def test_help_lists_the_options() -> None:
     assert "Traceback" not in result.stderr
     for option in ("--config", "--as-of", "--full-refresh", "--from", "--to", "--master", "--dry-run"):
         assert option in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ([], "the following arguments are required: --user-id"),
+        (["--user-id", " "], "--user-id must not be empty"),
+    ],
+)
+def test_forget_refuses_bad_arguments_before_spark_starts(tmp_path: Path, extra: list[str], message: str) -> None:
+    config = write_config(tmp_path, VALID_CONFIG)
+    result = subprocess.run(
+        [sys.executable, "-m", "jobs.rfm_forget", "--config", config, *extra],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"rfm-forget: error: {message}"]
