@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
+import shutil
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
+import delta.exceptions.captured  # noqa: F401  (maps Delta's JVM conflict errors to the Python classes below)
 from delta.exceptions import (
     ConcurrentAppendException,
     ConcurrentDeleteDeleteException,
@@ -26,6 +29,7 @@ from delta.exceptions import (
     ProtocolChangedException,
 )
 from delta.tables import DeltaTable
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -68,12 +72,25 @@ def table_ref(path: str) -> str:
     return "delta.`" + path.replace("`", "``") + "`"
 
 
+# While another process creates a table, its location briefly has a _delta_log without a first commit.
+CREATION_RACES = ("DELTA_TABLE_NOT_FOUND", "DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION", "already exists")
+ABANDONED_LOG_SECONDS = 120
+
+
+def _is_conflict(exc: Exception) -> bool:
+    if isinstance(exc, CONFLICTS):
+        return True
+    return isinstance(exc, AnalysisException) and any(marker in str(exc) for marker in CREATION_RACES)
+
+
 def with_commit_retries(action: Callable[[], Result], what: str, retries: int) -> Result:
-    """Run `action`, retrying on concurrent-modification conflicts with jittered backoff."""
+    """Run `action`, retrying on concurrent-modification conflicts (and creation races) with jittered backoff."""
     for attempt in range(retries + 1):
         try:
             return action()
-        except CONFLICTS as exc:
+        except Exception as exc:
+            if not _is_conflict(exc):
+                raise
             if attempt == retries:
                 summary = str(exc).splitlines()[0][:300]
                 raise WriteConflictError(
@@ -149,9 +166,25 @@ def _columns(columns: list[tuple[str, str]]) -> str:
     return "(" + ", ".join(f"{name} {dtype}" for name, dtype in columns) + ")"
 
 
+def clear_abandoned_creation(path: str) -> None:
+    """Remove a local `_delta_log` that holds no commit and has not changed for minutes: what a process killed
+    while creating the table leaves behind. It is no table, yet it makes every later creation fail. A fresh
+    one may be another process's creation in progress and is left alone (the retry loop waits for it)."""
+    log_dir = os.path.join(path.removeprefix("file:"), "_delta_log")
+    if "://" in path or not os.path.isdir(log_dir):
+        return
+    names = os.listdir(log_dir)
+    has_commit = any(n.endswith((".json", ".parquet", ".crc")) and not n.startswith(".") for n in names)
+    idle = time.time() - os.path.getmtime(log_dir) > ABANDONED_LOG_SECONDS
+    if not has_commit and idle:
+        log.warning("removing %s: a table creation that never committed", log_dir)
+        shutil.rmtree(log_dir, ignore_errors=True)
+
+
 def ensure_history_table(spark: SparkSession, path: str, schema: T.StructType, properties: Mapping[str, str]) -> None:
     """Create the table (with its constraints, in one commit) if missing; add any constraint an older table
     lacks. Safe to repeat, and safe when two first runs race (the loser's commit conflicts and is retried)."""
+    clear_abandoned_creation(path)
     builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema).partitionedBy(PARTITION_COLUMN)
     for key, value in {**READER_FRIENDLY, **CONSTRAINT_PROPERTIES, **properties}.items():
         builder = builder.property(key, value)
@@ -201,12 +234,25 @@ def write_history(
     writer.save(path)
 
 
-def refresh_current(spark: SparkSession, history_path: str, current_path: str) -> int:
-    """Replace the current-segments table with the newest snapshot of the newest history version."""
-    version = latest_version(spark, history_path)
+def refresh_current(spark: SparkSession, history_path: str, current_path: str, attempts: int = 5) -> int:
+    """Replace the current-segments table with the newest snapshot of the newest history version.
+
+    Two runs may refresh at once, each from the history version it saw; the one that commits last could leave
+    an older one. So after committing, check the history did not move on; if it did, refresh again.
+    """
+    for _ in range(attempts):
+        version = latest_version(spark, history_path)
+        _write_current(spark, history_path, current_path, version)
+        if latest_version(spark, history_path) == version:
+            return version
+    raise WriteConflictError(f"current-segments table: the history kept changing during {attempts} refreshes")
+
+
+def _write_current(spark: SparkSession, history_path: str, current_path: str, version: int) -> None:
     history_df = spark.read.format("delta").option("versionAsOf", version).load(history_path)
     newest = history_df.agg(F.max(PARTITION_COLUMN)).first()[0]  # type: ignore[index]
     metadata = json.dumps({"history_version": version, "snapshot_date": str(newest)}, sort_keys=True)
+    clear_abandoned_creation(current_path)
     builder = DeltaTable.createIfNotExists(spark).location(current_path).addColumns(history_df.schema)
     for key, value in READER_FRIENDLY.items():
         builder = builder.property(key, value)
@@ -221,7 +267,6 @@ def refresh_current(spark: SparkSession, history_path: str, current_path: str) -
     if without_nullability(current_schema) != without_nullability(history_df.schema):
         writer = writer.option("overwriteSchema", "true")  # the history was rebuilt under a new schema
     writer.save(current_path)
-    return version
 
 
 def current_is_stale(spark: SparkSession, history_path: str, current_path: str) -> bool:
@@ -233,8 +278,15 @@ def current_is_stale(spark: SparkSession, history_path: str, current_path: str) 
     return reflected != latest_version(spark, history_path)
 
 
-def append_rejects(spark: SparkSession, rejects_df: DataFrame, path: str, commit_metadata: Mapping[str, Any]) -> None:
-    """Append this run's rejected rows (blind appends never conflict with each other)."""
+def append_rejects(
+    spark: SparkSession, rejects_df: DataFrame, path: str, commit_metadata: Mapping[str, Any], retries: int
+) -> None:
+    """Append this run's rejected rows (blind appends do not conflict; creating the table can race)."""
+    with_commit_retries(lambda: _append_rejects(spark, rejects_df, path, commit_metadata), "rejects commit", retries)
+
+
+def _append_rejects(spark: SparkSession, rejects_df: DataFrame, path: str, commit_metadata: Mapping[str, Any]) -> None:
+    clear_abandoned_creation(path)
     builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(REJECTS_SCHEMA)
     for key, value in READER_FRIENDLY.items():
         builder = builder.property(key, value)

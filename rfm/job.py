@@ -107,7 +107,7 @@ def run_job(
             rejects_df = filter_rejected(outcome_df).select(
                 "*", *[F.lit(value).alias(name) for name, value in run_columns.items()]
             )
-            delta_io.append_rejects(spark, rejects_df, out.rejects_path, {"run_id": summary.run_id})
+            delta_io.append_rejects(spark, rejects_df, out.rejects_path, {"run_id": summary.run_id}, out.commit_retries)
         ratio = counts.rejected_rows / counts.input_rows
         if ratio > config.quality.max_reject_ratio:
             raise InputDataError(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -237,3 +239,16 @@ def test_a_dry_run_plans_but_writes_nothing(spark: SparkSession, tmp_path: Path)
     assert summary.rejects_by_reason == {"null_payment_id": 1}
     out = config.output
     assert not any(Path(p).exists() for p in (out.history_path, out.current_path, out.rejects_path))
+
+
+def test_an_abandoned_table_creation_does_not_block_later_runs(spark: SparkSession, tmp_path: Path) -> None:
+    """A process killed while creating a table leaves an empty _delta_log; after a while it is cleared."""
+    write_payments(spark, tmp_path, PAYMENTS)
+    config = make_config(tmp_path)
+    abandoned = Path(config.output.history_path) / "_delta_log"
+    abandoned.mkdir(parents=True)
+    an_hour_ago = time.time() - 3600
+    os.utime(abandoned, (an_hour_ago, an_hour_ago))
+    summary = run(spark, config, utc(2024, 3, 15))
+    assert summary.snapshots_written == ["2024-01-31", "2024-02-29", "2024-03-31"]
+    assert version(spark, config.output.history_path) == 1  # created (0), then written (1)
