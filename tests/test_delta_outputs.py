@@ -252,3 +252,20 @@ def test_an_abandoned_table_creation_does_not_block_later_runs(spark: SparkSessi
     summary = run(spark, config, utc(2024, 3, 15))
     assert summary.snapshots_written == ["2024-01-31", "2024-02-29", "2024-03-31"]
     assert version(spark, config.output.history_path) == 1  # created (0), then written (1)
+
+
+def test_a_changed_output_schema_is_refused_until_a_full_refresh(spark: SparkSession, tmp_path: Path) -> None:
+    write_payments(spark, tmp_path, PAYMENTS)
+    config = make_config(tmp_path)
+    run(spark, config, utc(2024, 3, 15))
+    integer_ids = T.StructType([T.StructField("user_id", T.LongType()), *SCHEMA.fields[1:]])
+    rows = [(i, *row[1:]) for i, row in enumerate(PAYMENTS)]
+    spark.createDataFrame(rows, integer_ids).write.format("delta").mode("overwrite").option(
+        "overwriteSchema", "true"
+    ).save(str(tmp_path / "payments"))
+    with pytest.raises(OutputDriftError, match=r"schema is \(snapshot_date date, .*user_id string.*this run writes"):
+        run(spark, config, utc(2024, 3, 16))
+    run(spark, config, utc(2024, 3, 16), full_refresh=True)
+    for path in (config.output.history_path, config.output.current_path):
+        assert table(spark, path).schema["user_id"].dataType == T.LongType()
+    assert {r["user_id"] for r in table(spark, config.output.current_path).collect()} == {0, 1, 2, 3, 4}
