@@ -248,6 +248,12 @@ def refresh_current(spark: SparkSession, history_path: str, current_path: str, a
     raise WriteConflictError(f"current-segments table: the history kept changing during {attempts} refreshes")
 
 
+def refresh_current_with_retries(spark: SparkSession, history_path: str, current_path: str, retries: int) -> int:
+    return with_commit_retries(
+        lambda: refresh_current(spark, history_path, current_path), "current-segments commit", retries
+    )
+
+
 def _write_current(spark: SparkSession, history_path: str, current_path: str, version: int) -> None:
     history_df = spark.read.format("delta").option("versionAsOf", version).load(history_path)
     newest = history_df.agg(F.max(PARTITION_COLUMN)).first()[0]  # type: ignore[index]

@@ -58,11 +58,7 @@ def forget_users(spark: SparkSession, config: JobConfig, user_ids: Sequence[str]
             if DeltaTable.isDeltaTable(spark, out.current_path)
             else 0
         )
-        delta_io.with_commit_retries(
-            lambda: delta_io.refresh_current(spark, out.history_path, out.current_path),
-            "current-segments commit",
-            out.commit_retries,
-        )
+        delta_io.refresh_current_with_retries(spark, out.history_path, out.current_path, out.commit_retries)
         deleted["current"] = before - spark.read.format("delta").load(out.current_path).count()
     for name, rows in deleted.items():
         log.info("deleted %d row(s) from %s", rows, name)

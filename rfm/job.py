@@ -235,11 +235,7 @@ def _describe_current(spark: SparkSession, current_path: str, summary: RunSummar
 
 def _refresh_current(spark: SparkSession, config: JobConfig) -> int:
     out = config.output
-    return delta_io.with_commit_retries(
-        lambda: delta_io.refresh_current(spark, out.history_path, out.current_path),
-        "current-segments commit",
-        out.commit_retries,
-    )
+    return delta_io.refresh_current_with_retries(spark, out.history_path, out.current_path, out.commit_retries)
 
 
 def _our_commit(spark: SparkSession, path: str, run_id: str) -> tuple[int | None, int | None]:
