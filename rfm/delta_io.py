@@ -134,9 +134,8 @@ class HistoryState:
 def read_history_state(spark: SparkSession, path: str) -> HistoryState:
     if not DeltaTable.isDeltaTable(spark, path):
         return HistoryState(exists=False)
-    table = DeltaTable.forPath(spark, path)
-    version = int(table.history(1).select("version").first()[0])  # type: ignore[index]
-    detail = table.detail().select("properties").first()
+    version = latest_version(spark, path)
+    detail = DeltaTable.forPath(spark, path).detail().select("properties").first()
     history_df = spark.read.format("delta").option("versionAsOf", version).load(path)
     rows = (
         history_df.groupBy("snapshot_date")
@@ -181,14 +180,23 @@ def clear_abandoned_creation(path: str) -> None:
         shutil.rmtree(log_dir, ignore_errors=True)
 
 
+def _create_if_missing(
+    spark: SparkSession, path: str, schema: T.StructType, properties: Mapping[str, str], *, partitioned: bool = False
+) -> None:
+    """CREATE TABLE IF NOT EXISTS at `path`, reader-friendly, after clearing an abandoned creation there."""
+    clear_abandoned_creation(path)
+    builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
+    if partitioned:
+        builder = builder.partitionedBy(PARTITION_COLUMN)
+    for key, value in {**READER_FRIENDLY, **properties}.items():
+        builder = builder.property(key, value)
+    builder.execute()
+
+
 def ensure_history_table(spark: SparkSession, path: str, schema: T.StructType, properties: Mapping[str, str]) -> None:
     """Create the table (with its constraints, in one commit) if missing; add any constraint an older table
     lacks. Safe to repeat, and safe when two first runs race (the loser's commit conflicts and is retried)."""
-    clear_abandoned_creation(path)
-    builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema).partitionedBy(PARTITION_COLUMN)
-    for key, value in {**READER_FRIENDLY, **CONSTRAINT_PROPERTIES, **properties}.items():
-        builder = builder.property(key, value)
-    builder.execute()
+    _create_if_missing(spark, path, schema, {**CONSTRAINT_PROPERTIES, **properties}, partitioned=True)
     ensure_constraints(spark, path)
 
 
@@ -258,11 +266,7 @@ def _write_current(spark: SparkSession, history_path: str, current_path: str, ve
     history_df = spark.read.format("delta").option("versionAsOf", version).load(history_path)
     newest = history_df.agg(F.max(PARTITION_COLUMN)).first()[0]  # type: ignore[index]
     metadata = json.dumps({"history_version": version, "snapshot_date": str(newest)}, sort_keys=True)
-    clear_abandoned_creation(current_path)
-    builder = DeltaTable.createIfNotExists(spark).location(current_path).addColumns(history_df.schema)
-    for key, value in READER_FRIENDLY.items():
-        builder = builder.property(key, value)
-    builder.execute()
+    _create_if_missing(spark, current_path, history_df.schema, {})
     current_schema = spark.read.format("delta").load(current_path).schema
     writer = (
         history_df.where(F.col(PARTITION_COLUMN) == F.lit(newest))
@@ -292,11 +296,7 @@ def append_rejects(
 
 
 def _append_rejects(spark: SparkSession, rejects_df: DataFrame, path: str, commit_metadata: Mapping[str, Any]) -> None:
-    clear_abandoned_creation(path)
-    builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(REJECTS_SCHEMA)
-    for key, value in READER_FRIENDLY.items():
-        builder = builder.property(key, value)
-    builder.execute()
+    _create_if_missing(spark, path, REJECTS_SCHEMA, {})
     (
         rejects_df.select(*REJECTS_SCHEMA.fieldNames())
         .write.format("delta")
